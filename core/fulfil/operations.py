@@ -1,0 +1,753 @@
+"""The operations engine: the operations table is the queue.
+
+* A request writes an :class:`Operation` row in the transaction that records it.
+* A worker *claims* due operations in one short transaction (``FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL; SQLite serialises writers itself), holding a lease it
+  renews while the module runs. Per service only the oldest unfinished operation is
+  ever due, so operations on one service run one at a time, in request order.
+* The module runs outside any transaction, under a timeout.
+* A second short transaction *finishes* it — but only while this worker still holds
+  the lease: a worker that lost its lease (it stalled, another took over) changes
+  nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, event, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from fulfil import describe, history
+from fulfil.db import is_sqlite, session_factory, utcnow
+from fulfil.errors import InvalidInput
+from fulfil.models import (
+    TASK_TYPE_OF_OPERATION,
+    UNFINISHED_OPERATION_STATES,
+    Operation,
+    ProcessingModule,
+    ResourceClaim,
+    Service,
+    Staff,
+    TariffPlan,
+    Task,
+)
+from fulfil.module import (
+    Changes,
+    ClientInfo,
+    Done,
+    Failed,
+    ManualWork,
+    ModuleError,
+    ModuleInfo,
+    OperationContext,
+    ResourceTaken,
+    RetryPolicy,
+    ServiceInfo,
+    TariffInfo,
+)
+from fulfil.plugins import ModuleRegistry
+
+log = logging.getLogger(__name__)
+
+#: the status a service has once an operation of this kind is done (edit keeps it)
+STATUS_AFTER = {"open": "active", "close": "deleted", "suspend": "suspended", "resume": "active"}
+
+
+# -- views handed to modules ----------------------------------------------------------
+
+
+def tariff_info(tariff: TariffPlan) -> TariffInfo:
+    return TariffInfo(
+        id=tariff.id,
+        name=tariff.name,
+        service_type=tariff.service_type,
+        addon_limits=dict(tariff.addons or {}),
+    )
+
+
+def service_info(service: Service) -> ServiceInfo:
+    return ServiceInfo(
+        id=service.id,
+        status=service.status,
+        client=ClientInfo(id=service.client.id, name=service.client.name, email=service.client.email),
+        tariff=tariff_info(service.tariff),
+        params=dict(service.params or {}),
+        addons=dict(service.addons or {}),
+        remote_id=service.remote_id,
+        expires_at=service.expires_at,
+    )
+
+
+def changes_of(session: Session, service: Service, payload: Mapping[str, Any]) -> Changes:
+    """The :class:`Changes` an edit operation's payload asks for."""
+    new_tariff = None
+    if payload.get("tariff_id") is not None:
+        tariff = session.get(TariffPlan, payload["tariff_id"])
+        new_tariff = tariff_info(tariff) if tariff else None
+    params = payload.get("params")
+    addons = payload.get("addons")
+    expires = payload.get("expires_at")
+    return Changes(
+        params={**service.params, **params} if params is not None else None,
+        addons={**service.addons, **addons} if addons is not None else None,
+        tariff=new_tariff,
+        expires_at=datetime.fromisoformat(expires) if expires else None,
+        old_params=dict(service.params) if params is not None else None,
+        old_addons=dict(service.addons) if addons is not None else None,
+        old_tariff=tariff_info(service.tariff) if new_tariff else None,
+    )
+
+
+# -- waking workers in this process ----------------------------------------------------
+
+_wakers: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    if session.info.pop("fulfil.wake", False):
+        for waker in list(_wakers):
+            waker.set()
+
+
+# -- requests ----------------------------------------------------------------------------
+
+
+def request_operation(
+    session: Session,
+    *,
+    service: Service,
+    kind: str,
+    payload: Mapping[str, Any] | None = None,
+    staff: Staff | None = None,
+    message: str | None = None,
+) -> Operation:
+    """Queue an operation in the caller's transaction (it commits with the request)."""
+    op = Operation(
+        key=str(uuid.uuid4()),
+        service_id=service.id,
+        kind=kind,
+        payload=dict(payload or {}),
+        state="pending",
+        run_after=utcnow(),
+        requested_by_id=staff.id if staff else None,
+        created_at=utcnow(),
+    )
+    session.add(op)
+    session.flush()
+    history.record(
+        session,
+        service_id=service.id,
+        event="operation.requested",
+        message=message or f"{kind} requested",
+        staff=staff,
+        operation_id=op.id,
+    )
+    session.info["fulfil.wake"] = True
+    return op
+
+
+# -- outcomes, shared by the engine and by closing a task ----------------------------------
+
+
+def set_status(session: Session, registry: ModuleRegistry, service: Service, new: str, *, staff: Staff | None = None, actor: str | None = None) -> None:
+    old = service.status
+    if old == new:
+        return
+    service.status = new
+    service.updated_at = utcnow()
+    history.record(
+        session,
+        service_id=service.id,
+        event="service.status",
+        message=f"status {old} → {new}",
+        staff=staff,
+        actor=actor,
+    )
+    session.flush()
+    registry.notify(
+        "fulfil_service_status_changed",
+        session=session,
+        service_id=service.id,
+        old_status=old,
+        new_status=new,
+    )
+
+
+def complete_operation(
+    session: Session,
+    registry: ModuleRegistry,
+    *,
+    op: Operation,
+    service: Service,
+    params: Mapping[str, Any] | None,
+    addons: Mapping[str, Any] | None = None,
+    remote_id: str | None = None,
+    staff: Staff | None = None,
+    actor: str | None = None,
+    message: str,
+) -> None:
+    """Apply a done operation: params/add-ons, staged edit changes, the new status,
+    history and observers — in the caller's transaction."""
+    now = utcnow()
+    op.state = "done"
+    op.finished_at = now
+    op.lease_owner = None
+    op.lease_expires = None
+    op.last_error = None
+    if params is not None:
+        service.params = dict(params)
+    if addons is not None:
+        service.addons = dict(addons)
+    if remote_id is not None:
+        service.remote_id = remote_id
+    if op.kind == "edit":
+        if op.payload.get("tariff_id") is not None:
+            service.tariff_id = op.payload["tariff_id"]
+        if op.payload.get("expires_at"):
+            service.expires_at = datetime.fromisoformat(op.payload["expires_at"])
+    service.updated_at = now
+    history.record(
+        session,
+        service_id=service.id,
+        event="operation.done",
+        message=message,
+        staff=staff,
+        actor=actor,
+        operation_id=op.id,
+    )
+    new_status = STATUS_AFTER.get(op.kind)
+    if op.kind == "edit" and service.status in ("ordered", "processing"):
+        new_status = "active"
+    first_open = op.kind == "open" and service.status != "active"
+    if new_status:
+        set_status(session, registry, service, new_status, staff=staff, actor=actor)
+    session.flush()
+    if first_open:
+        registry.notify("fulfil_service_opened", session=session, service_id=service.id, params=dict(service.params))
+    elif op.kind == "edit":
+        registry.notify("fulfil_service_changed", session=session, service_id=service.id, params=dict(service.params))
+
+
+def open_task(
+    session: Session,
+    registry: ModuleRegistry,
+    *,
+    op: Operation,
+    service: Service,
+    module: ProcessingModule,
+    description: str,
+    close_actions: str = "",
+    error: str | None = None,
+    retryable: bool = False,
+    main_settings: Mapping[str, Any] | None = None,
+    actor: str = "system",
+) -> Task:
+    """Park ``op`` on a task for the module's responsible department (or update
+    the task it already has)."""
+    now = utcnow()
+    op.state = "waiting_task"
+    op.lease_owner = None
+    op.lease_expires = None
+    task = session.scalar(select(Task).where(Task.operation_id == op.id))
+    if task is not None:
+        task.error = error
+        task.retryable = task.retryable or retryable
+        task.version += 1
+        if main_settings:
+            task.main_settings = {**task.main_settings, **main_settings}
+        return task
+    settings = {**service.params, **(main_settings or {})}
+    addons = dict(service.addons)
+    if op.kind == "edit":
+        settings = {**service.params, **op.payload.get("params", {}), **(main_settings or {})}
+        addons = {**service.addons, **op.payload.get("addons", {})}
+    task = Task(
+        type=TASK_TYPE_OF_OPERATION[op.kind],
+        status="new",
+        department_id=module.department_id,
+        operation_id=op.id,
+        service_id=service.id,
+        title=f"{TASK_TYPE_OF_OPERATION[op.kind].capitalize()} {service.tariff.name} for {service.client.name}",
+        description=description,
+        close_actions=close_actions or describe.close_actions(op.kind),
+        error=error,
+        retryable=retryable,
+        main_settings=settings,
+        addons=addons,
+        created_at=now,
+    )
+    session.add(task)
+    session.flush()
+    history.record(
+        session,
+        service_id=service.id,
+        event="task.created",
+        message=f"{task.type} task #{task.id} created for department {module.department.name}"
+        + (f": {error}" if error else ""),
+        actor=actor,
+        task_id=task.id,
+        operation_id=op.id,
+    )
+    registry.notify("fulfil_task_created", session=session, task_id=task.id)
+    return task
+
+
+def close_task_automatically(session: Session, registry: ModuleRegistry, task: Task, reason: str) -> None:
+    task.status = "closed"
+    task.closed_at = utcnow()
+    task.version += 1
+    history.record(
+        session,
+        service_id=task.service_id,
+        event="task.closed",
+        message=f"task #{task.id} closed automatically: {reason}",
+        task_id=task.id,
+        operation_id=task.operation_id,
+    )
+    session.flush()
+    registry.notify("fulfil_task_closed", session=session, task_id=task.id)
+
+
+# -- the worker ------------------------------------------------------------------------
+
+
+@dataclass
+class Claimed:
+    """A claimed operation, with everything the module call needs (read in the
+    claim transaction, so the call itself needs no database)."""
+
+    op_id: int
+    key: str
+    kind: str
+    attempt: int
+    service_id: int
+    plugin: str
+    module_name: str
+    settings: dict[str, Any]
+    service: ServiceInfo
+    changes: Changes | None
+    has_task: bool
+    info: ModuleInfo | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class Worker:
+    """Claims and runs operations. ``start()`` runs it in threads (``fulfil serve``,
+    ``fulfil worker``); ``run_pending()`` runs what is due in the calling thread."""
+
+    def __init__(
+        self,
+        *,
+        engine,
+        registry: ModuleRegistry,
+        concurrency: int = 4,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        self.registry = registry
+        self.concurrency = max(1, concurrency)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_interval = poll_interval
+        self.owner = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.sessions: sessionmaker[Session] = session_factory(engine)
+        self.postgres = not is_sqlite(engine)
+        self._wake = threading.Event()
+        _wakers.add(self._wake)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._inflight = threading.Semaphore(self.concurrency)
+        self._random = random.Random()
+
+    # -- claim ---------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[Claimed]:
+        now = utcnow()
+        op, earlier = Operation, aliased(Operation)
+        due = or_(
+            and_(op.state == "pending", op.run_after <= now),
+            and_(op.state == "running", op.lease_expires < now),
+        )
+        blocked = (
+            exists()
+            .where(earlier.service_id == op.service_id)
+            .where(earlier.id < op.id)
+            .where(earlier.state.in_(UNFINISHED_OPERATION_STATES))
+        )
+        query = select(op.id).where(due, ~blocked).order_by(op.id).limit(limit)
+        if self.postgres:
+            query = query.with_for_update(skip_locked=True, of=op)
+        with self.sessions() as session, session.begin():
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            claimed_ids = list(
+                session.scalars(
+                    update(op)
+                    .where(op.id.in_(ids), due)
+                    .values(
+                        state="running",
+                        lease_owner=self.owner,
+                        lease_expires=now + self.lease,
+                        attempts=op.attempts + 1,
+                    )
+                    .returning(op.id),
+                    execution_options={"synchronize_session": False},
+                )
+            )
+            if not claimed_ids:
+                return []
+            ops = session.scalars(
+                select(Operation).where(Operation.id.in_(claimed_ids)).order_by(Operation.id)
+            ).all()
+            services = {
+                s.id: s
+                for s in session.scalars(select(Service).where(Service.id.in_({o.service_id for o in ops})))
+            }
+            with_task = set(session.scalars(select(Task.operation_id).where(Task.operation_id.in_(claimed_ids))))
+            result = []
+            for o in ops:
+                service = services[o.service_id]
+                if o.kind == "open" and service.status == "ordered":
+                    set_status(session, self.registry, service, "processing", actor="system")
+                module = service.tariff.processing_module
+                info = self.registry.info(module.plugin)
+                result.append(
+                    Claimed(
+                        op_id=o.id,
+                        key=o.key,
+                        kind=o.kind,
+                        attempt=o.attempts,
+                        service_id=service.id,
+                        plugin=module.plugin,
+                        module_name=module.name,
+                        settings=dict(module.settings or {}),
+                        service=service_info(service),
+                        changes=changes_of(session, service, o.payload) if o.kind == "edit" else None,
+                        has_task=o.id in with_task,
+                        info=info,
+                        retry=info.retry if info else RetryPolicy(),
+                    )
+                )
+        for c in result:
+            log.info("claimed operation %s (%s of service %s, attempt %s)", c.op_id, c.kind, c.service_id, c.attempt)
+        return result
+
+    # -- run -----------------------------------------------------------------------------
+
+    def execute(self, c: Claimed):
+        """Call the module. Never raises; returns Done, ManualWork or Failed."""
+        if c.info is None:
+            return Failed(self.registry.missing_reason(c.plugin))
+        try:
+            settings = c.info.settings_model.model_validate(c.settings)
+        except Exception as exc:  # noqa: BLE001
+            reason = InvalidInput.from_pydantic(exc).message if hasattr(exc, "errors") else str(exc)
+            return Failed(f"the settings of processing module {c.module_name} are invalid: {reason}")
+        ctx = OperationContext(
+            operation_id=c.key,
+            kind=c.kind,
+            attempt=c.attempt,
+            module_name=c.plugin,
+            service=c.service,
+            settings=settings,
+            _save_progress=lambda **kw: self._save_progress(c, **kw),
+            _claim_resource=lambda **kw: self._claim_resource(c, **kw),
+            _release_resource=lambda **kw: self._release_resource(c, **kw),
+        )
+        return self._call_with_timeout(c, lambda: self.registry.call_lifecycle(c.plugin, ctx, c.changes))
+
+    def _call_with_timeout(self, c: Claimed, call: Callable[[], Any]):
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = call()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name=f"fulfil-op-{c.op_id}", daemon=True)
+        thread.start()
+        thread.join(c.info.timeout)
+        if thread.is_alive():
+            log.warning("operation %s: module %s timed out after %ss", c.op_id, c.plugin, c.info.timeout)
+            return Failed(
+                f"module {c.plugin} did not finish the {c.kind} within {c.info.timeout:g} seconds (timeout)"
+            )
+        if "error" in box:
+            from fulfil.plugins import failure_from_exception
+
+            return failure_from_exception(box["error"], c.plugin)
+        return box.get("result")
+
+    def _holds_lease(self, session: Session, op_id: int) -> bool:
+        query = select(Operation.state, Operation.lease_owner).where(Operation.id == op_id)
+        if self.postgres:
+            query = query.with_for_update()
+        row = session.execute(query).one_or_none()
+        return row is not None and row.state == "running" and row.lease_owner == self.owner
+
+    def _save_progress(self, c: Claimed, *, remote_id=None, params=None) -> None:
+        with self.sessions() as session, session.begin():
+            if not self._holds_lease(session, c.op_id):
+                raise ModuleError("this worker lost the operation's lease; progress not saved")
+            service = session.get(Service, c.service_id, with_for_update=self.postgres)
+            if remote_id is not None:
+                service.remote_id = remote_id
+            if params:
+                service.params = {**service.params, **params}
+            service.updated_at = utcnow()
+
+    def _claim_resource(self, c: Claimed, *, pool: str, candidates: list[str]) -> str:
+        with self.sessions() as session, session.begin():
+            held = session.scalar(
+                select(ResourceClaim.name).where(
+                    ResourceClaim.pool == pool,
+                    ResourceClaim.service_id == c.service_id,
+                    ResourceClaim.state == "in_use",
+                )
+            )
+            if held is not None:
+                return held
+        for name in candidates:
+            try:
+                with self.sessions() as session, session.begin():
+                    session.add(ResourceClaim(pool=pool, name=name, service_id=c.service_id, state="in_use", claimed_at=utcnow()))
+                return name
+            except IntegrityError:
+                continue  # the unique (pool, name) says someone else has it
+        raise ResourceTaken(f"no free resource in pool {pool}: all {len(candidates)} are taken")
+
+    def _release_resource(self, c: Claimed, *, pool: str, name: str, state: str = "free") -> None:
+        with self.sessions() as session, session.begin():
+            where = (ResourceClaim.pool == pool, ResourceClaim.name == name)
+            if state == "free":
+                session.execute(delete(ResourceClaim).where(*where))
+            else:
+                session.execute(update(ResourceClaim).where(*where).values(state=state, service_id=None))
+
+    # -- finish ----------------------------------------------------------------------------
+
+    def finish(self, c: Claimed, result) -> bool:
+        """Record the outcome, if this worker still holds the lease."""
+        with self.sessions() as session, session.begin():
+            if not self._holds_lease(session, c.op_id):
+                log.warning("operation %s: lease lost, outcome discarded", c.op_id)
+                return False
+            op = session.get(Operation, c.op_id)
+            service = session.get(Service, c.service_id, with_for_update=self.postgres)
+            module = service.tariff.processing_module
+            actor = f"module:{c.plugin}"
+            task = session.scalar(select(Task).where(Task.operation_id == op.id)) if c.has_task else None
+            if isinstance(result, Done):
+                params = {**service.params, **(result.params or {})}
+                addons = None
+                if op.kind == "edit" and c.changes is not None:
+                    if c.changes.params is not None:
+                        params = {**c.changes.params, **(result.params or {})}
+                    if c.changes.addons is not None:
+                        addons = dict(c.changes.addons)
+                complete_operation(
+                    session,
+                    self.registry,
+                    op=op,
+                    service=service,
+                    params=params,
+                    addons=addons,
+                    remote_id=result.remote_id,
+                    actor=actor,
+                    message=result.message or f"{op.kind} done by module {c.plugin}",
+                )
+                if task is not None and task.status != "closed":
+                    close_task_automatically(session, self.registry, task, f"module {c.plugin} succeeded on retry")
+            elif isinstance(result, ManualWork):
+                history.record(
+                    session,
+                    service_id=service.id,
+                    event="operation.manual",
+                    message=f"{op.kind}: module {c.plugin} asks for manual work",
+                    actor=actor,
+                    operation_id=op.id,
+                )
+                if result.remote_id:
+                    service.remote_id = result.remote_id
+                open_task(
+                    session,
+                    self.registry,
+                    op=op,
+                    service=service,
+                    module=module,
+                    description=result.description,
+                    close_actions=result.close_actions,
+                    main_settings=result.params,
+                    actor=actor,
+                )
+            else:
+                if not isinstance(result, Failed):
+                    result = Failed(f"module {c.plugin} returned nothing from its {op.kind} hook")
+                self._failed(session, c, op, service, module, result, task)
+        return True
+
+    def _failed(self, session: Session, c: Claimed, op: Operation, service: Service, module: ProcessingModule, result: Failed, task: Task | None) -> None:
+        op.last_error = result.message
+        actor = f"module:{c.plugin}"
+        if result.transient and task is None and op.attempts < c.retry.max_attempts:
+            delay = c.retry.delay(op.attempts, self._random.random())
+            op.state = "pending"
+            op.run_after = utcnow() + timedelta(seconds=delay)
+            op.lease_owner = None
+            op.lease_expires = None
+            history.record(
+                session,
+                service_id=service.id,
+                event="operation.retry",
+                message=f"{op.kind} failed (attempt {op.attempts} of {c.retry.max_attempts}): "
+                f"{result.message}; next attempt in {delay:.0f} s",
+                actor=actor,
+                operation_id=op.id,
+            )
+            return
+        if result.transient and task is None:
+            reason = f"{result.message} (gave up after {op.attempts} attempts)"
+        else:
+            reason = result.message
+        history.record(
+            session,
+            service_id=service.id,
+            event="operation.failed",
+            message=f"{op.kind} failed: {reason}",
+            detail=result.details,
+            actor=actor,
+            operation_id=op.id,
+        )
+        info = c.info
+        description = (
+            f"The processing module {c.module_name} ({c.plugin}) could not {op.kind} this "
+            f"service automatically:\n  {reason}\n\nFix the cause and press Retry, or do the "
+            f"work by hand and close the task.\n\n"
+            + describe.task_description(
+                op.kind, c.service, changes=c.changes, params_model=info.params_model if info else None
+            )
+        )
+        if task is not None:
+            task.description = description
+        open_task(
+            session,
+            self.registry,
+            op=op,
+            service=service,
+            module=module,
+            description=description,
+            error=reason,
+            retryable=True,
+            actor=actor,
+        )
+
+    # -- loops -------------------------------------------------------------------------------
+
+    def run_pending(self, *, max_rounds: int = 1000) -> int:
+        """Run every operation that is due now, in this thread; return how many ran."""
+        ran = 0
+        for _ in range(max_rounds):
+            batch = self.claim(self.concurrency)
+            if not batch:
+                break
+            for c in batch:
+                self.finish(c, self.execute(c))
+                ran += 1
+        return ran
+
+    def renew_leases(self) -> int:
+        with self.sessions() as session, session.begin():
+            result = session.execute(
+                update(Operation)
+                .where(Operation.lease_owner == self.owner, Operation.state == "running")
+                .values(lease_expires=utcnow() + self.lease)
+            )
+            return result.rowcount
+
+    def start(self) -> None:
+        """Run in background threads: one claims, ``concurrency`` run modules, one
+        renews leases."""
+        import queue
+
+        self._stop.clear()
+        self._queue: queue.Queue[Claimed | None] = queue.Queue()
+        self._threads = [threading.Thread(target=self._dispatch, name="fulfil-claim", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._run_claimed, name=f"fulfil-run-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        self._threads.append(threading.Thread(target=self._heartbeat, name="fulfil-lease", daemon=True))
+        for t in self._threads:
+            t.start()
+        log.info("worker %s started with %s threads", self.owner, self.concurrency)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for _ in range(self.concurrency):
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            # claim only as many as there are free runners, so a claimed operation
+            # never waits for a runner while its lease ticks
+            free = 0
+            while self._inflight.acquire(blocking=False):
+                free += 1
+            try:
+                batch = self.claim(free) if free else []
+            except Exception:  # noqa: BLE001 - the database may be away; try again
+                log.exception("claiming operations failed")
+                batch = []
+            for _ in range(free - len(batch)):
+                self._inflight.release()
+            for c in batch:
+                self._queue.put(c)
+            if not batch or len(batch) < free:
+                self._wake.wait(self.poll_interval)
+
+    def _run_claimed(self) -> None:
+        while True:
+            c = self._queue.get()
+            if c is None:
+                return
+            try:
+                result = self.execute(c)
+                for attempt in range(5):
+                    try:
+                        self.finish(c, result)
+                        break
+                    except Exception:  # noqa: BLE001 - keep the lease and try again
+                        log.exception("finishing operation %s failed (try %s)", c.op_id, attempt + 1)
+                        if self._stop.wait(0.5 * (attempt + 1)):
+                            break
+            finally:
+                self._inflight.release()
+                self._wake.set()
+
+    def _heartbeat(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                self.renew_leases()
+            except Exception:  # noqa: BLE001
+                log.exception("renewing leases failed")
