@@ -50,3 +50,27 @@ def fulfil_database_url(backend, tmp_path, request) -> str:
     url = request.getfixturevalue("postgres_url")
     empty_all_tables(url)
     return url
+
+
+@pytest.fixture
+def fulfil_registry():
+    """The installed plugins (Manual Setup among them), found through real entry points."""
+    from fulfil.plugins import ModuleRegistry
+
+    return ModuleRegistry.discover()
+
+
+@pytest.fixture
+def fake(module_harness, fake_module):
+    """A harness around a FakeModule registered as processing module ``fake``."""
+    harness = module_harness(
+        "fake", fake_module, addons={"disk_gb": {"unit": "GB", "min": 10, "max": 100, "default": 10}}
+    )
+    harness.fake = fake_module
+    return harness
+
+
+@pytest.fixture
+def manual(module_harness):
+    """A harness around the real Manual Setup module (entry point ``manual``)."""
+    return module_harness("manual")

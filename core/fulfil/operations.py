@@ -110,6 +110,14 @@ def changes_of(session: Session, service: Service, payload: Mapping[str, Any]) -
     )
 
 
+def lock_service(session: Session, service_id: int) -> Service:
+    """The service row, locked until the transaction ends (PostgreSQL; SQLite's
+    writers are serialised already)."""
+    return session.scalars(
+        select(Service).where(Service.id == service_id).with_for_update(of=Service)
+    ).one()
+
+
 # -- waking workers in this process ----------------------------------------------------
 
 _wakers: weakref.WeakSet[threading.Event] = weakref.WeakSet()
@@ -504,7 +512,7 @@ class Worker:
         with self.sessions() as session, session.begin():
             if not self._holds_lease(session, c.op_id):
                 raise ModuleError("this worker lost the operation's lease; progress not saved")
-            service = session.get(Service, c.service_id, with_for_update=self.postgres)
+            service = lock_service(session, c.service_id)
             if remote_id is not None:
                 service.remote_id = remote_id
             if params:
@@ -548,7 +556,7 @@ class Worker:
                 log.warning("operation %s: lease lost, outcome discarded", c.op_id)
                 return False
             op = session.get(Operation, c.op_id)
-            service = session.get(Service, c.service_id, with_for_update=self.postgres)
+            service = lock_service(session, c.service_id)
             module = service.tariff.processing_module
             actor = f"module:{c.plugin}"
             task = session.scalar(select(Task).where(Task.operation_id == op.id)) if c.has_task else None

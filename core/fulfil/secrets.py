@@ -78,7 +78,9 @@ def plain(value: Any) -> Any:
         v = value.get_secret_value()
         return v.decode() if isinstance(v, bytes) else v
     if isinstance(value, BaseModel):
-        return {k: plain(getattr(value, k)) for k in type(value).model_fields}
+        out = {k: plain(getattr(value, k)) for k in type(value).model_fields}
+        out.update({k: plain(v) for k, v in (value.model_extra or {}).items()})
+        return out
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

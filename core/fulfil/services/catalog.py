@@ -90,6 +90,7 @@ def create_staff(
     department_ids: Sequence[int] = (),
     is_admin: bool = False,
     password: str | None = None,
+    token: str | None = None,
 ) -> tuple[Staff, str]:
     """Create a staff member and their first API token. The token is returned once
     and only its hash is stored."""
@@ -111,7 +112,7 @@ def create_staff(
         set_password(staff, password)
     session.add(staff)
     session.flush()
-    return staff, create_token(session=session, staff=staff)
+    return staff, create_token(session=session, staff=staff, token=token)
 
 
 def set_password(staff: Staff, password: str) -> None:
@@ -129,8 +130,9 @@ def check_password(staff: Staff, password: str) -> bool:
         return False
 
 
-def create_token(*, session: Session, staff: Staff, name: str = "default") -> str:
-    token = "ful_" + pysecrets.token_urlsafe(32)
+def create_token(*, session: Session, staff: Staff, name: str = "default", token: str | None = None) -> str:
+    """A new API token for ``staff`` (random unless given, e.g. a demo's known token)."""
+    token = token or "ful_" + pysecrets.token_urlsafe(32)
     session.add(ApiToken(staff_id=staff.id, token_hash=hash_token(token), name=name, created_at=utcnow()))
     session.flush()
     return token

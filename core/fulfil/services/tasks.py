@@ -30,7 +30,7 @@ from fulfil.models import (
     Staff,
     Task,
 )
-from fulfil.operations import complete_operation, service_info
+from fulfil.operations import complete_operation, lock_service, service_info
 from fulfil.services.lifecycle import _validate_addons, _validate_params, params_model_of, service_history
 
 MAX_LIMIT = 200
@@ -368,7 +368,7 @@ def close(*, session: Session, staff: Staff, task_id: int) -> Task:
     session.refresh(task)
     op = session.get(Operation, task.operation_id)
     session.refresh(op)
-    service = session.get(Service, task.service_id, with_for_update=session.bind.dialect.name == "postgresql")
+    service = lock_service(session, task.service_id)
     history.record(
         session, service_id=service.id, event="task.closed", message=f"task #{task.id} closed by {staff.login}",
         staff=staff, task_id=task.id, operation_id=op.id,
