@@ -65,6 +65,9 @@ class ModuleRegistry:
             failures[entrypoint.name] = f"failed to load: {type(exc).__name__}: {exc}"
             log.warning("module plugin %s failed to load: %s", entrypoint.name, exc)
 
+        # stevedore keeps entry points per namespace for the life of the process;
+        # discovering again must see plugins installed (or broken) since
+        ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
         manager = ExtensionManager(
             namespace=ENTRY_POINT_GROUP,
             invoke_on_load=False,
