@@ -8,6 +8,7 @@ a reachable server the PostgreSQL half is skipped locally, and fails in CI.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -17,6 +18,8 @@ from fulfil.testing import (
     empty_all_tables,
     migrated_sqlite_copy,
 )
+
+sys.path.insert(0, os.path.dirname(__file__))
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

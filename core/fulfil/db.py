@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 
@@ -51,9 +51,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if is_sqlite(url):
         engine = create_engine(
             url,
+            # connections are pooled and handed between threads; SQLite
+            # serialises writers itself (BEGIN IMMEDIATE + busy timeout)
             connect_args={"timeout": 30, "check_same_thread": False},
-            # each thread gets its own connection; SQLite serialises writers itself
-            poolclass=NullPool if ":memory:" not in url else None,
+            pool_size=pool_size,
+            max_overflow=pool_size,
         )
         _sqlite_pragmas(engine)
         return engine
@@ -73,15 +75,30 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
+    # Writers of this process queue on a Python lock rather than on SQLite's busy
+    # handler, which sleeps in coarse steps (1, 2, 5, 10… ms) between retries.
+    # Writers in other processes still meet the busy timeout.
+    write_lock = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         if conn.get_execution_options().get("fulfil_read_only"):
             conn.exec_driver_sql("BEGIN")
-        else:
-            # IMMEDIATE: take the write lock up front, so two writers queue on the
-            # busy timeout instead of failing with "database is locked" when a
-            # read transaction tries to upgrade to a write
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        record = conn.connection._connection_record
+        if record is not None and not record.info.get("fulfil_write_lock"):
+            write_lock.acquire()
+            record.info["fulfil_write_lock"] = True
+        # IMMEDIATE: take the write lock up front, so two writers queue on the
+        # busy timeout instead of failing with "database is locked" when a read
+        # transaction tries to upgrade to a write
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):
+        # back in the pool: the transaction has ended (committed or rolled back)
+        if record is not None and record.info.pop("fulfil_write_lock", False):
+            write_lock.release()
 
 
 def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:

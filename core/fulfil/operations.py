@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, event, exists, or_, select, update
+from sqlalchemy import and_, delete, event, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -34,6 +35,7 @@ from fulfil.db import is_sqlite, session_factory, utcnow
 from fulfil.errors import InvalidInput
 from fulfil.models import (
     TASK_TYPE_OF_OPERATION,
+    HistoryEntry,
     UNFINISHED_OPERATION_STATES,
     Operation,
     ProcessingModule,
@@ -133,38 +135,52 @@ def _wake_after_commit(session: Session) -> None:
 # -- requests ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RequestedOperation:
+    """What a request queued (the operation row's identity)."""
+
+    id: int
+    key: str
+    kind: str
+    service_id: int
+    state: str = "pending"
+
+
 def request_operation(
     session: Session,
     *,
-    service: Service,
+    service: Service | None = None,
+    service_id: int | None = None,
     kind: str,
     payload: Mapping[str, Any] | None = None,
     staff: Staff | None = None,
     message: str | None = None,
-) -> Operation:
-    """Queue an operation in the caller's transaction (it commits with the request)."""
-    op = Operation(
-        key=str(uuid.uuid4()),
-        service_id=service.id,
-        kind=kind,
-        payload=dict(payload or {}),
-        state="pending",
-        run_after=utcnow(),
-        requested_by_id=staff.id if staff else None,
-        created_at=utcnow(),
-    )
-    session.add(op)
-    session.flush()
-    history.record(
-        session,
-        service_id=service.id,
-        event="operation.requested",
-        message=message or f"{kind} requested",
-        staff=staff,
-        operation_id=op.id,
+) -> RequestedOperation:
+    """Queue an operation in the caller's transaction (it commits with the request).
+
+    Plain inserts, no ORM unit of work: this is the hot path of every request."""
+    sid = service.id if service is not None else service_id
+    if service is not None:
+        session.flush()  # the service row must exist before its operation
+    now = utcnow()
+    key = str(uuid.uuid4())
+    op_id = session.execute(
+        insert(Operation)
+        .values(
+            key=key, service_id=sid, kind=kind, payload=dict(payload or {}), state="pending",
+            attempts=0, run_after=now, requested_by_id=staff.id if staff else None, created_at=now,
+        )
+        .returning(Operation.id)
+    ).scalar_one()
+    session.execute(
+        insert(HistoryEntry).values(
+            service_id=sid, created_at=now, event="operation.requested",
+            message=message or f"{kind} requested", staff_id=staff.id if staff else None,
+            actor=staff.login if staff else "system", operation_id=op_id,
+        )
     )
     session.info["fulfil.wake"] = True
-    return op
+    return RequestedOperation(id=op_id, key=key, kind=kind, service_id=sid)
 
 
 # -- outcomes, shared by the engine and by closing a task ----------------------------------
@@ -198,55 +214,54 @@ def complete_operation(
     session: Session,
     registry: ModuleRegistry,
     *,
-    op: Operation,
-    service: Service,
+    op_id: int,
+    kind: str,
+    payload: Mapping[str, Any],
+    service_id: int,
+    old_status: str,
     params: Mapping[str, Any] | None,
     addons: Mapping[str, Any] | None = None,
     remote_id: str | None = None,
     staff: Staff | None = None,
     actor: str | None = None,
     message: str,
-) -> None:
-    """Apply a done operation: params/add-ons, staged edit changes, the new status,
-    history and observers — in the caller's transaction."""
+) -> str:
+    """Apply a done operation to its service — params/add-ons, staged edit changes,
+    the new status, history, observers — in the caller's transaction. The caller has
+    already marked the operation done (with the conditional UPDATE that proved it
+    may). Plain statements: this runs once per operation. Returns the new status."""
     now = utcnow()
-    op.state = "done"
-    op.finished_at = now
-    op.lease_owner = None
-    op.lease_expires = None
-    op.last_error = None
+    values: dict[str, Any] = {"updated_at": now}
     if params is not None:
-        service.params = dict(params)
+        values["params"] = dict(params)
     if addons is not None:
-        service.addons = dict(addons)
+        values["addons"] = dict(addons)
     if remote_id is not None:
-        service.remote_id = remote_id
-    if op.kind == "edit":
-        if op.payload.get("tariff_id") is not None:
-            service.tariff_id = op.payload["tariff_id"]
-        if op.payload.get("expires_at"):
-            service.expires_at = datetime.fromisoformat(op.payload["expires_at"])
-    service.updated_at = now
-    history.record(
-        session,
-        service_id=service.id,
-        event="operation.done",
-        message=message,
-        staff=staff,
-        actor=actor,
-        operation_id=op.id,
-    )
-    new_status = STATUS_AFTER.get(op.kind)
-    if op.kind == "edit" and service.status in ("ordered", "processing"):
+        values["remote_id"] = remote_id
+    if kind == "edit":
+        if payload.get("tariff_id") is not None:
+            values["tariff_id"] = payload["tariff_id"]
+        if payload.get("expires_at"):
+            values["expires_at"] = datetime.fromisoformat(payload["expires_at"])
+    new_status = STATUS_AFTER.get(kind, old_status)
+    if kind == "edit" and old_status in ("ordered", "processing"):
         new_status = "active"
-    first_open = op.kind == "open" and service.status != "active"
-    if new_status:
-        set_status(session, registry, service, new_status, staff=staff, actor=actor)
-    session.flush()
-    if first_open:
-        registry.notify("fulfil_service_opened", session=session, service_id=service.id, params=dict(service.params))
-    elif op.kind == "edit":
-        registry.notify("fulfil_service_changed", session=session, service_id=service.id, params=dict(service.params))
+    values["status"] = new_status
+    session.execute(update(Service).where(Service.id == service_id).values(**values))
+    who = {"staff_id": staff.id if staff else None, "actor": actor or (staff.login if staff else "system")}
+    rows = [dict(service_id=service_id, created_at=now, event="operation.done", message=message, operation_id=op_id, **who)]
+    if new_status != old_status:
+        rows.append(dict(service_id=service_id, created_at=now, event="service.status",
+                         message=f"status {old_status} → {new_status}", operation_id=None, **who))
+    session.execute(insert(HistoryEntry), rows)
+    if new_status != old_status:
+        registry.notify("fulfil_service_status_changed", session=session, service_id=service_id,
+                        old_status=old_status, new_status=new_status)
+    if kind == "open" and old_status != "active":
+        registry.notify("fulfil_service_opened", session=session, service_id=service_id, params=dict(params or {}))
+    elif kind == "edit":
+        registry.notify("fulfil_service_changed", session=session, service_id=service_id, params=dict(params or {}))
+    return new_status
 
 
 def open_task(
@@ -348,6 +363,7 @@ class Claimed:
     service: ServiceInfo
     changes: Changes | None
     has_task: bool
+    payload: dict[str, Any] = field(default_factory=dict)
     info: ModuleInfo | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -377,8 +393,12 @@ class Worker:
         _wakers.add(self._wake)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._inflight = threading.Semaphore(self.concurrency)
+        # a claim takes up to twice as many operations as there are runners, so
+        # runners rarely wait for a claim; the heartbeat keeps queued leases alive
+        self.prefetch = max(8, self.concurrency * 4)
+        self._inflight = threading.Semaphore(self.prefetch)
         self._random = random.Random()
+        self._local = threading.local()
 
     # -- claim ---------------------------------------------------------------------------
 
@@ -446,6 +466,7 @@ class Worker:
                         service=service_info(service),
                         changes=changes_of(session, service, o.payload) if o.kind == "edit" else None,
                         has_task=o.id in with_task,
+                        payload=dict(o.payload or {}),
                         info=info,
                         retry=info.retry if info else RetryPolicy(),
                     )
@@ -476,30 +497,26 @@ class Worker:
             _claim_resource=lambda **kw: self._claim_resource(c, **kw),
             _release_resource=lambda **kw: self._release_resource(c, **kw),
         )
-        return self._call_with_timeout(c, lambda: self.registry.call_lifecycle(c.plugin, ctx, c.changes))
+        result = self._call_with_timeout(c, lambda: self.registry.call_lifecycle(c.plugin, ctx, c.changes))
+        # progress the module saved (remote id, params) is part of what finish writes
+        c.service = ctx.service
+        return result
 
     def _call_with_timeout(self, c: Claimed, call: Callable[[], Any]):
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = call()
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                box["error"] = exc
-
-        thread = threading.Thread(target=target, name=f"fulfil-op-{c.op_id}", daemon=True)
-        thread.start()
-        thread.join(c.info.timeout)
-        if thread.is_alive():
+        caller = getattr(self._local, "caller", None)
+        if caller is None:
+            caller = self._local.caller = _TimedCaller(f"fulfil-call-{threading.current_thread().name}")
+        finished, result, error = caller.call(call, c.info.timeout)
+        if not finished:
             log.warning("operation %s: module %s timed out after %ss", c.op_id, c.plugin, c.info.timeout)
             return Failed(
                 f"module {c.plugin} did not finish the {c.kind} within {c.info.timeout:g} seconds (timeout)"
             )
-        if "error" in box:
+        if error is not None:
             from fulfil.plugins import failure_from_exception
 
-            return failure_from_exception(box["error"], c.plugin)
-        return box.get("result")
+            return failure_from_exception(error, c.plugin)
+        return result
 
     def _holds_lease(self, session: Session, op_id: int) -> bool:
         query = select(Operation.state, Operation.lease_owner).where(Operation.id == op_id)
@@ -552,6 +569,8 @@ class Worker:
     def finish(self, c: Claimed, result) -> bool:
         """Record the outcome, if this worker still holds the lease."""
         with self.sessions() as session, session.begin():
+            if isinstance(result, Done):
+                return self._done(session, c, result)
             if not self._holds_lease(session, c.op_id):
                 log.warning("operation %s: lease lost, outcome discarded", c.op_id)
                 return False
@@ -560,28 +579,7 @@ class Worker:
             module = service.tariff.processing_module
             actor = f"module:{c.plugin}"
             task = session.scalar(select(Task).where(Task.operation_id == op.id)) if c.has_task else None
-            if isinstance(result, Done):
-                params = {**service.params, **(result.params or {})}
-                addons = None
-                if op.kind == "edit" and c.changes is not None:
-                    if c.changes.params is not None:
-                        params = {**c.changes.params, **(result.params or {})}
-                    if c.changes.addons is not None:
-                        addons = dict(c.changes.addons)
-                complete_operation(
-                    session,
-                    self.registry,
-                    op=op,
-                    service=service,
-                    params=params,
-                    addons=addons,
-                    remote_id=result.remote_id,
-                    actor=actor,
-                    message=result.message or f"{op.kind} done by module {c.plugin}",
-                )
-                if task is not None and task.status != "closed":
-                    close_task_automatically(session, self.registry, task, f"module {c.plugin} succeeded on retry")
-            elif isinstance(result, ManualWork):
+            if isinstance(result, ManualWork):
                 history.record(
                     session,
                     service_id=service.id,
@@ -607,6 +605,44 @@ class Worker:
                 if not isinstance(result, Failed):
                     result = Failed(f"module {c.plugin} returned nothing from its {op.kind} hook")
                 self._failed(session, c, op, service, module, result, task)
+        return True
+
+    def _done(self, session: Session, c: Claimed, result: Done) -> bool:
+        """The hot path: three statements, like the bare-database floor."""
+        now = utcnow()
+        taken = session.execute(
+            update(Operation)
+            .where(Operation.id == c.op_id, Operation.state == "running", Operation.lease_owner == self.owner)
+            .values(state="done", finished_at=now, lease_owner=None, lease_expires=None, last_error=None)
+        )
+        if taken.rowcount != 1:
+            log.warning("operation %s: lease lost, outcome discarded", c.op_id)
+            return False
+        params = {**c.service.params, **(result.params or {})}
+        addons = None
+        if c.kind == "edit" and c.changes is not None:
+            if c.changes.params is not None:
+                params = {**c.service.params, **c.changes.params, **(result.params or {})}
+            if c.changes.addons is not None:
+                addons = dict(c.changes.addons)
+        complete_operation(
+            session,
+            self.registry,
+            op_id=c.op_id,
+            kind=c.kind,
+            payload=c.payload,
+            service_id=c.service_id,
+            old_status=c.service.status,
+            params=params,
+            addons=addons,
+            remote_id=result.remote_id,
+            actor=f"module:{c.plugin}",
+            message=result.message or f"{c.kind} done by module {c.plugin}",
+        )
+        if c.has_task:
+            task = session.scalar(select(Task).where(Task.operation_id == c.op_id))
+            if task is not None and task.status != "closed":
+                close_task_automatically(session, self.registry, task, f"module {c.plugin} succeeded on retry")
         return True
 
     def _failed(self, session: Session, c: Claimed, op: Operation, service: Service, module: ProcessingModule, result: Failed, task: Task | None) -> None:
@@ -690,8 +726,6 @@ class Worker:
     def start(self) -> None:
         """Run in background threads: one claims, ``concurrency`` run modules, one
         renews leases."""
-        import queue
-
         self._stop.clear()
         self._queue: queue.Queue[Claimed | None] = queue.Queue()
         self._threads = [threading.Thread(target=self._dispatch, name="fulfil-claim", daemon=True)]
@@ -716,8 +750,6 @@ class Worker:
     def _dispatch(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
-            # claim only as many as there are free runners, so a claimed operation
-            # never waits for a runner while its lease ticks
             free = 0
             while self._inflight.acquire(blocking=False):
                 free += 1
@@ -737,6 +769,9 @@ class Worker:
         while True:
             c = self._queue.get()
             if c is None:
+                caller = getattr(self._local, "caller", None)
+                if caller is not None:
+                    caller.close()
                 return
             try:
                 result = self.execute(c)
@@ -759,3 +794,53 @@ class Worker:
                 self.renew_leases()
             except Exception:  # noqa: BLE001
                 log.exception("renewing leases failed")
+
+
+class _TimedCaller:
+    """Runs calls in a helper thread and waits at most ``timeout`` for each.
+
+    The thread is reused from call to call (starting a thread per call is slow
+    under load). A call that times out cannot be killed — Python threads can't be —
+    so its thread is abandoned to finish (or hang) on its own, and the next call
+    gets a fresh thread. Its late result is dropped.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._inbox: queue.SimpleQueue | None = None
+
+    def _start(self) -> queue.SimpleQueue:
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+
+        def serve() -> None:
+            while True:
+                item = inbox.get()
+                if item is None:
+                    return
+                fn, box, done = item
+                try:
+                    box["result"] = fn()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    box["error"] = exc
+                done.set()
+
+        threading.Thread(target=serve, name=self.name, daemon=True).start()
+        return inbox
+
+    def call(self, fn: Callable[[], Any], timeout: float) -> tuple[bool, Any, BaseException | None]:
+        if self._inbox is None:
+            self._inbox = self._start()
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        self._inbox.put((fn, box, done))
+        if not done.wait(timeout):
+            # abandon the stuck thread: it exits after its call, if ever
+            self._inbox.put(None)
+            self._inbox = None
+            return False, None, None
+        return True, box.get("result"), box.get("error")
+
+    def close(self) -> None:
+        if self._inbox is not None:
+            self._inbox.put(None)
+            self._inbox = None

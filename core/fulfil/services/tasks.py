@@ -376,8 +376,11 @@ def close(*, session: Session, staff: Staff, task_id: int) -> Task:
     complete_operation(
         session,
         registry_of(session),
-        op=op,
-        service=service,
+        op_id=op.id,
+        kind=op.kind,
+        payload=op.payload,
+        service_id=service.id,
+        old_status=service.status,
         params=task.main_settings,
         addons=task.addons if task.type == "change" else None,
         staff=staff,
