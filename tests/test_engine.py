@@ -222,3 +222,15 @@ def test_threaded_worker_runs_operations_and_stops_cleanly(fake, fulfil_app):
     finally:
         worker.stop()
     assert all(fake.service(i)["status"] == "active" for i in ids)
+
+
+def test_an_operation_that_keeps_losing_its_worker_becomes_a_task(fake, fulfil_app):
+    sid = fake.order()
+    for _ in range(5):  # max_attempts 3 + 2 take-overs
+        [claimed] = fulfil_app.worker().claim(1)
+        with fulfil_app.session() as s:
+            s.execute(update(Operation).values(lease_expires=utcnow() - timedelta(seconds=1)))
+    fake.run()
+    [task] = fake.tasks(sid)
+    assert "each time the worker running it stopped or lost its lease" in task["error"]
+    assert fake.fake.calls == []

@@ -481,6 +481,13 @@ class Worker:
         """Call the module. Never raises; returns Done, ManualWork or Failed."""
         if c.info is None:
             return Failed(self.registry.missing_reason(c.plugin))
+        if c.attempt > c.retry.max_attempts + 2:
+            # only lease take-overs get here (failures stop at max_attempts): a
+            # module that kills its worker every time must not loop for ever
+            return Failed(
+                f"gave up after {c.attempt - 1} attempts: each time the worker running "
+                "it stopped or lost its lease before finishing"
+            )
         try:
             settings = c.info.settings_model.model_validate(c.settings)
         except Exception as exc:  # noqa: BLE001
