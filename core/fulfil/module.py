@@ -170,6 +170,11 @@ class OperationContext:
     _save_progress: Callable[..., None] = field(repr=False, default=lambda **kw: None)
     _claim_resource: Callable[..., str] = field(repr=False, default=None)  # type: ignore[assignment]
     _release_resource: Callable[..., None] = field(repr=False, default=None)  # type: ignore[assignment]
+    _held_resource: Callable[..., str | None] = field(repr=False, default=None)  # type: ignore[assignment]
+    #: the configured processing module (a module plugin may be configured several
+    #: times, e.g. one per data centre); ``module_name`` is the plugin's name
+    processing_module_id: int | None = None
+    processing_module_name: str | None = None
 
     def save_progress(
         self, *, remote_id: str | None = None, params: Mapping[str, Any] | None = None
@@ -194,6 +199,10 @@ class OperationContext:
         :class:`ResourceTaken` when every candidate is taken.
         """
         return self._claim_resource(pool=pool, candidates=candidates)
+
+    def held_resource(self, pool: str) -> str | None:
+        """The resource of ``pool`` this service holds, if any (claims nothing)."""
+        return self._held_resource(pool=pool)
 
     def release_resource(self, pool: str, name: str, *, state: str = "free") -> None:
         """Give a resource back. ``state`` other than ``free`` (e.g. ``needs_wipe``)

@@ -286,6 +286,9 @@ def open_task(
     op.lease_expires = None
     task = session.scalar(select(Task).where(Task.operation_id == op.id))
     if task is not None:
+        # the task came back from a retry: it now says what the latest attempt found
+        task.description = description
+        task.close_actions = close_actions or describe.close_actions(op.kind)
         task.error = error
         task.retryable = task.retryable or retryable
         task.version += 1
@@ -359,6 +362,7 @@ class Claimed:
     service_id: int
     plugin: str
     module_name: str
+    processing_module_id: int
     settings: dict[str, Any]
     service: ServiceInfo
     changes: Changes | None
@@ -462,6 +466,7 @@ class Worker:
                         service_id=service.id,
                         plugin=module.plugin,
                         module_name=module.name,
+                        processing_module_id=module.id,
                         settings=dict(module.settings or {}),
                         service=service_info(service),
                         changes=changes_of(session, service, o.payload) if o.kind == "edit" else None,
@@ -503,6 +508,9 @@ class Worker:
             _save_progress=lambda **kw: self._save_progress(c, **kw),
             _claim_resource=lambda **kw: self._claim_resource(c, **kw),
             _release_resource=lambda **kw: self._release_resource(c, **kw),
+            _held_resource=lambda **kw: self._held_resource(c, **kw),
+            processing_module_id=c.processing_module_id,
+            processing_module_name=c.module_name,
         )
         result = self._call_with_timeout(c, lambda: self.registry.call_lifecycle(c.plugin, ctx, c.changes))
         # progress the module saved (remote id, params) is part of what finish writes
@@ -543,17 +551,20 @@ class Worker:
                 service.params = {**service.params, **params}
             service.updated_at = utcnow()
 
-    def _claim_resource(self, c: Claimed, *, pool: str, candidates: list[str]) -> str:
+    def _held_resource(self, c: Claimed, *, pool: str) -> str | None:
         with self.sessions() as session, session.begin():
-            held = session.scalar(
+            return session.scalar(
                 select(ResourceClaim.name).where(
                     ResourceClaim.pool == pool,
                     ResourceClaim.service_id == c.service_id,
                     ResourceClaim.state == "in_use",
                 )
             )
-            if held is not None:
-                return held
+
+    def _claim_resource(self, c: Claimed, *, pool: str, candidates: list[str]) -> str:
+        held = self._held_resource(c, pool=pool)
+        if held is not None:
+            return held
         for name in candidates:
             try:
                 with self.sessions() as session, session.begin():
@@ -693,8 +704,6 @@ class Worker:
                 op.kind, c.service, changes=c.changes, params_model=info.params_model if info else None
             )
         )
-        if task is not None:
-            task.description = description
         open_task(
             session,
             self.registry,

@@ -47,6 +47,20 @@ from fulfil.module import (
     TransientModuleError,
 )
 
+def in_ci() -> bool:
+    import os
+
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing_peer(reason: str) -> None:
+    """A test's real peer (PowerDNS, an emulator, a browser) is missing: skip it
+    locally with the reason; in CI (``CI=true``) fail it, never skip."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: a missing peer is a failure)")
+    pytest.skip(reason)
+
+
 # -- a fake module with controllable outcomes ------------------------------------------------
 
 
@@ -292,6 +306,13 @@ class ModuleHarness:
         with self.app.session(read_only=True) as s:
             rows = s.scalars(select(m.Operation).where(m.Operation.service_id == service_id).order_by(m.Operation.id))
             return [{"id": o.id, "key": o.key, "kind": o.kind, "state": o.state, "attempts": o.attempts, "last_error": o.last_error} for o in rows]
+
+    def check_connection(self) -> tuple[bool, str]:
+        """"Check connection" as staff press it: ``(ok, sentence)``."""
+        from fulfil.services import catalog
+
+        with self.app.session() as s:
+            return catalog.check_connection(session=s, processing_module_id=self.processing_module_id)
 
     # working tasks as an admin would
     def _admin(self, s):

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from fulfil import secrets
 from fulfil.app import registry_of
 from fulfil.db import utcnow
-from fulfil.errors import InvalidInput, NotFound
-from fulfil.models import ApiToken, Client, Department, ProcessingModule, Staff, TariffPlan
+from fulfil.errors import Conflict, InvalidInput, NotFound
+from fulfil.models import ApiToken, Client, Department, ProcessingModule, ResourceClaim, Staff, TariffPlan
 from fulfil.module import ModuleError
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -367,3 +367,28 @@ def update_tariff(
 
 def list_tariffs(*, session: Session) -> Sequence[TariffPlan]:
     return session.scalars(select(TariffPlan).order_by(TariffPlan.id)).all()
+
+
+# -- pool resources (e.g. physical servers) ---------------------------------------------------
+
+
+def list_resources(*, session: Session, pool: str | None = None) -> Sequence[ResourceClaim]:
+    """Resources that are taken: in use by a service, or waiting for staff (needs_wipe)."""
+    query = select(ResourceClaim).order_by(ResourceClaim.pool, ResourceClaim.name)
+    if pool:
+        query = query.where(ResourceClaim.pool == pool)
+    return session.scalars(query).all()
+
+
+def free_resource(*, session: Session, pool: str, name: str) -> None:
+    """Staff say a resource is ready again (e.g. a server was wiped): it returns to
+    the pool. One a service still uses is refused."""
+    claim = session.scalar(
+        select(ResourceClaim).where(ResourceClaim.pool == pool, ResourceClaim.name == name).with_for_update()
+    )
+    if claim is None:
+        raise NotFound("resource", f"{pool}/{name}")
+    if claim.state == "in_use" and claim.service_id is not None:
+        raise Conflict(f"resource {name} of pool {pool} is in use by service #{claim.service_id}")
+    session.delete(claim)
+    session.flush()
