@@ -35,6 +35,7 @@ from fulfil.db import is_sqlite, session_factory, utcnow
 from fulfil.errors import InvalidInput
 from fulfil.models import (
     TASK_TYPE_OF_OPERATION,
+    Client,
     HistoryEntry,
     UNFINISHED_OPERATION_STATES,
     Operation,
@@ -92,7 +93,7 @@ def service_info(service: Service) -> ServiceInfo:
     )
 
 
-def changes_of(session: Session, service: Service, payload: Mapping[str, Any]) -> Changes:
+def changes_of(session: Session, service: ServiceInfo, payload: Mapping[str, Any]) -> Changes:
     """The :class:`Changes` an edit operation's payload asks for."""
     new_tariff = None
     if payload.get("tariff_id") is not None:
@@ -108,7 +109,7 @@ def changes_of(session: Session, service: Service, payload: Mapping[str, Any]) -
         expires_at=datetime.fromisoformat(expires) if expires else None,
         old_params=dict(service.params) if params is not None else None,
         old_addons=dict(service.addons) if addons is not None else None,
-        old_tariff=tariff_info(service.tariff) if new_tariff else None,
+        old_tariff=service.tariff if new_tariff else None,
     )
 
 
@@ -164,7 +165,10 @@ def request_operation(
         session.flush()  # the service row must exist before its operation
     now = utcnow()
     key = str(uuid.uuid4())
-    op_id = session.execute(
+    # the connection, not the ORM session: plain statements skip the ORM's
+    # bulk-persistence machinery on this hot path
+    conn = session.connection()
+    op_id = conn.execute(
         insert(Operation)
         .values(
             key=key, service_id=sid, kind=kind, payload=dict(payload or {}), state="pending",
@@ -172,7 +176,7 @@ def request_operation(
         )
         .returning(Operation.id)
     ).scalar_one()
-    session.execute(
+    conn.execute(
         insert(HistoryEntry).values(
             service_id=sid, created_at=now, event="operation.requested",
             message=message or f"{kind} requested", staff_id=staff.id if staff else None,
@@ -247,13 +251,15 @@ def complete_operation(
     if kind == "edit" and old_status in ("ordered", "processing"):
         new_status = "active"
     values["status"] = new_status
-    session.execute(update(Service).where(Service.id == service_id).values(**values))
+    session.flush()  # history the caller recorded comes first
+    conn = session.connection()
+    conn.execute(update(Service).where(Service.id == service_id).values(**values))
     who = {"staff_id": staff.id if staff else None, "actor": actor or (staff.login if staff else "system")}
     rows = [dict(service_id=service_id, created_at=now, event="operation.done", message=message, operation_id=op_id, **who)]
     if new_status != old_status:
         rows.append(dict(service_id=service_id, created_at=now, event="service.status",
                          message=f"status {old_status} → {new_status}", operation_id=None, **who))
-    session.execute(insert(HistoryEntry), rows)
+    conn.execute(insert(HistoryEntry), rows)
     if new_status != old_status:
         registry.notify("fulfil_service_status_changed", session=session, service_id=service_id,
                         old_status=old_status, new_status=new_status)
@@ -442,42 +448,79 @@ class Worker:
             )
             if not claimed_ids:
                 return []
-            ops = session.scalars(
-                select(Operation).where(Operation.id.in_(claimed_ids)).order_by(Operation.id)
-            ).all()
-            services = {
-                s.id: s
-                for s in session.scalars(select(Service).where(Service.id.in_({o.service_id for o in ops})))
-            }
-            with_task = set(session.scalars(select(Task.operation_id).where(Task.operation_id.in_(claimed_ids))))
-            result = []
-            for o in ops:
-                service = services[o.service_id]
-                if o.kind == "open" and service.status == "ordered":
-                    set_status(session, self.registry, service, "processing", actor="system")
-                module = service.tariff.processing_module
-                info = self.registry.info(module.plugin)
-                result.append(
-                    Claimed(
-                        op_id=o.id,
-                        key=o.key,
-                        kind=o.kind,
-                        attempt=o.attempts,
-                        service_id=service.id,
-                        plugin=module.plugin,
-                        module_name=module.name,
-                        processing_module_id=module.id,
-                        settings=dict(module.settings or {}),
-                        service=service_info(service),
-                        changes=changes_of(session, service, o.payload) if o.kind == "edit" else None,
-                        has_task=o.id in with_task,
-                        payload=dict(o.payload or {}),
-                        info=info,
-                        retry=info.retry if info else RetryPolicy(),
-                    )
-                )
+            result = self._load_claimed(session, claimed_ids, now)
         for c in result:
             log.info("claimed operation %s (%s of service %s, attempt %s)", c.op_id, c.kind, c.service_id, c.attempt)
+        return result
+
+    def _load_claimed(self, session: Session, claimed_ids: list[int], now: datetime) -> list[Claimed]:
+        """Everything the module calls need, in one query (plain rows, no ORM
+        objects: this runs for every operation)."""
+        has_task = exists().where(Task.operation_id == Operation.id).label("has_task")
+        rows = session.connection().execute(
+            select(
+                Operation.id, Operation.key, Operation.kind, Operation.attempts, Operation.payload,
+                Service.id.label("service_id"), Service.status, Service.params, Service.addons,
+                Service.remote_id, Service.expires_at,
+                Client.id.label("client_id"), Client.name.label("client_name"), Client.email,
+                TariffPlan.id.label("tariff_id"), TariffPlan.name.label("tariff_name"),
+                TariffPlan.service_type, TariffPlan.addons.label("addon_limits"),
+                ProcessingModule.id.label("module_id"), ProcessingModule.name.label("module_name"),
+                ProcessingModule.plugin, ProcessingModule.settings, has_task,
+            )
+            .join(Service, Service.id == Operation.service_id)
+            .join(Client, Client.id == Service.client_id)
+            .join(TariffPlan, TariffPlan.id == Service.tariff_id)
+            .join(ProcessingModule, ProcessingModule.id == TariffPlan.processing_module_id)
+            .where(Operation.id.in_(claimed_ids))
+            .order_by(Operation.id)
+        ).all()
+        opening = [r.service_id for r in rows if r.kind == "open" and r.status == "ordered"]
+        if opening:
+            # the service shows that its open is under way
+            session.connection().execute(
+                update(Service).where(Service.id.in_(opening), Service.status == "ordered")
+                .values(status="processing", updated_at=now)
+            )
+        history_rows = [
+            dict(service_id=r.service_id, created_at=now, event="operation.started", actor="system",
+                 message=f"{r.kind} started (attempt {r.attempts})", operation_id=r.id)
+            for r in rows
+        ] + [
+            dict(service_id=sid, created_at=now, event="service.status", actor="system",
+                 message="status ordered → processing", operation_id=None)
+            for sid in opening
+        ]
+        session.connection().execute(insert(HistoryEntry), history_rows)
+        for sid in opening:
+            self.registry.notify("fulfil_service_status_changed", session=session, service_id=sid,
+                                 old_status="ordered", new_status="processing")
+        result = []
+        for r in rows:
+            info = self.registry.info(r.plugin)
+            service = ServiceInfo(
+                id=r.service_id,
+                status="processing" if r.service_id in opening else r.status,
+                client=ClientInfo(id=r.client_id, name=r.client_name, email=r.email),
+                tariff=TariffInfo(id=r.tariff_id, name=r.tariff_name, service_type=r.service_type,
+                                  addon_limits=dict(r.addon_limits or {})),
+                params=dict(r.params or {}),
+                addons=dict(r.addons or {}),
+                remote_id=r.remote_id,
+                expires_at=r.expires_at,
+            )
+            payload = dict(r.payload or {})
+            result.append(
+                Claimed(
+                    op_id=r.id, key=r.key, kind=r.kind, attempt=r.attempts,
+                    service_id=r.service_id, plugin=r.plugin, module_name=r.module_name,
+                    processing_module_id=r.module_id, settings=dict(r.settings or {}),
+                    service=service,
+                    changes=changes_of(session, service, payload) if r.kind == "edit" else None,
+                    has_task=bool(r.has_task), payload=payload, info=info,
+                    retry=info.retry if info else RetryPolicy(),
+                )
+            )
         return result
 
     # -- run -----------------------------------------------------------------------------
@@ -628,7 +671,7 @@ class Worker:
     def _done(self, session: Session, c: Claimed, result: Done) -> bool:
         """The hot path: three statements, like the bare-database floor."""
         now = utcnow()
-        taken = session.execute(
+        taken = session.connection().execute(
             update(Operation)
             .where(Operation.id == c.op_id, Operation.state == "running", Operation.lease_owner == self.owner)
             .values(state="done", finished_at=now, lease_owner=None, lease_expires=None, last_error=None)
