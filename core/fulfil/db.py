@@ -56,10 +56,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             connect_args={"timeout": 30, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
+            # bound values may be service params or outbox context with secrets:
+            # keep them out of error messages (and so out of logs)
+            hide_parameters=True,
         )
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -101,8 +106,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
             write_lock.release()
 
 
-def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+def session_factory(engine: Engine, *, read_only: bool = False, info: dict | None = None) -> sessionmaker[Session]:
     """Sessions that write (the default) or only read. On SQLite a reading session
     does not take the write lock, so pages and lists never wait for the workers."""
     bind = engine.execution_options(fulfil_read_only=True) if read_only else engine
-    return sessionmaker(bind, expire_on_commit=False)
+    return sessionmaker(bind, expire_on_commit=False, info=info)

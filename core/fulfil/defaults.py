@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-DEFAULT_OBSERVERS: list[str] = []
+DEFAULT_OBSERVERS: list[str] = ["fulfil.notify.plugin:plugin"]
 
 
 def register_default_observers(registry) -> None:

@@ -30,7 +30,7 @@ CLOSE_ACTIONS = {
 
 
 def _lines(data: Mapping[str, Any]) -> list[str]:
-    return [f"  {k}: {v}" for k, v in sorted(data.items())] or ["  (none)"]
+    return [f"  {k}: {v}" for k, v in sorted(data.items()) if v not in (None, "")] or ["  (none)"]
 
 
 def service_description(service: ServiceInfo, params_model: type[BaseModel] | None = None) -> str:

@@ -397,7 +397,7 @@ class Worker:
         self.lease = timedelta(seconds=lease_seconds)
         self.poll_interval = poll_interval
         self.owner = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.sessions: sessionmaker[Session] = session_factory(engine)
+        self.sessions: sessionmaker[Session] = session_factory(engine, info={"fulfil.registry": registry})
         self.postgres = not is_sqlite(engine)
         self._wake = threading.Event()
         _wakers.add(self._wake)

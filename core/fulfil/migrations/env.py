@@ -3,6 +3,7 @@
 from alembic import context
 
 from fulfil.models import Base
+import fulfil.notify.models  # noqa: F401,E402 - the outbox table (notifications)
 
 config = context.config
 target_metadata = Base.metadata

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fulfil import describe, history, secrets
@@ -102,6 +102,19 @@ def list_tasks(
     rows = list(session.scalars(query.order_by(Task.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def count_tasks(*, session: Session, staff: Staff) -> dict[str, int]:
+    """How many visible tasks there are by status, and open ones mine / unassigned."""
+    visible = _visible(select(Task.status, func.count()).select_from(Task), staff)
+    by_status = dict(session.execute(visible.group_by(Task.status)).all())
+    counts = {status: by_status.get(status, 0) for status in TASK_STATUSES}
+    counts["open"] = counts["new"] + counts["in_progress"]
+    counts["all"] = sum(by_status.values())
+    open_tasks = _visible(select(func.count()).select_from(Task), staff).where(Task.status != "closed")
+    counts["mine"] = session.scalar(open_tasks.where(Task.assignee_id == staff.id)) or 0
+    counts["unassigned"] = session.scalar(open_tasks.where(Task.assignee_id.is_(None))) or 0
+    return counts
 
 
 def get_task(*, session: Session, staff: Staff, task_id: int) -> Task:
