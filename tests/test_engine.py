@@ -234,3 +234,25 @@ def test_an_operation_that_keeps_losing_its_worker_becomes_a_task(fake, fulfil_a
     [task] = fake.tasks(sid)
     assert "each time the worker running it stopped or lost its lease" in task["error"]
     assert fake.fake.calls == []
+
+
+def test_threaded_worker_times_out_a_hanging_module_and_keeps_working(module_harness, fulfil_app):
+    import time
+
+    from fulfil.testing import FakeModule
+
+    hanging = FakeModule(timeout=0.5).plan("open", "hang")
+    h = module_harness("hanging", hanging)
+    stuck, fine = h.order(), h.order()
+    worker = fulfil_app.worker(concurrency=1, poll_interval=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (h.tasks(stuck) and h.service(fine)["status"] == "active"):
+            time.sleep(0.05)
+    finally:
+        hanging.release()
+        worker.stop()
+    [task] = h.tasks(stuck)
+    assert "within 0.5 seconds (timeout)" in task["error"]
+    assert h.service(fine)["status"] == "active"

@@ -19,6 +19,7 @@ import queue
 import random
 import socket
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
@@ -402,13 +403,15 @@ class Worker:
         self._wake = threading.Event()
         _wakers.add(self._wake)
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        # a claim takes up to twice as many operations as there are runners, so
-        # runners rarely wait for a claim; the heartbeat keeps queued leases alive
-        self.prefetch = max(8, self.concurrency * 4)
+        # a claim takes up to eight times as many operations as there are runners:
+        # one claim transaction serves many calls, and runners rarely wait for a
+        # claim; the heartbeat keeps the leases of queued ones alive
+        self.prefetch = max(16, self.concurrency * 8)
         self._inflight = threading.Semaphore(self.prefetch)
         self._random = random.Random()
         self._local = threading.local()
+        self._running: dict[threading.Thread, tuple[Claimed, float]] = {}
+        self._running_lock = threading.Lock()
 
     # -- claim ---------------------------------------------------------------------------
 
@@ -525,8 +528,12 @@ class Worker:
 
     # -- run -----------------------------------------------------------------------------
 
-    def execute(self, c: Claimed):
-        """Call the module. Never raises; returns Done, ManualWork or Failed."""
+    def execute(self, c: Claimed, *, timed: bool = True):
+        """Call the module. Never raises; returns Done, ManualWork or Failed.
+
+        ``timed``: run the call in a helper thread and give up after the module's
+        timeout. The threaded worker passes False: its watchdog enforces the
+        timeout on the runner thread itself, saving two thread hand-offs a call."""
         if c.info is None:
             return Failed(self.registry.missing_reason(c.plugin))
         if c.attempt > c.retry.max_attempts + 2:
@@ -555,7 +562,16 @@ class Worker:
             processing_module_id=c.processing_module_id,
             processing_module_name=c.module_name,
         )
-        result = self._call_with_timeout(c, lambda: self.registry.call_lifecycle(c.plugin, ctx, c.changes))
+        call = lambda: self.registry.call_lifecycle(c.plugin, ctx, c.changes)  # noqa: E731
+        if timed:
+            result = self._call_with_timeout(c, call)
+        else:
+            try:
+                result = call()
+            except Exception as exc:  # noqa: BLE001 - the wrapper catches; this is the last net
+                from fulfil.plugins import failure_from_exception
+
+                result = failure_from_exception(exc, c.plugin)
         # progress the module saved (remote id, params) is part of what finish writes
         c.service = ctx.service
         return result
@@ -630,42 +646,51 @@ class Worker:
     def finish(self, c: Claimed, result) -> bool:
         """Record the outcome, if this worker still holds the lease."""
         with self.sessions() as session, session.begin():
-            if isinstance(result, Done):
-                return self._done(session, c, result)
-            if not self._holds_lease(session, c.op_id):
-                log.warning("operation %s: lease lost, outcome discarded", c.op_id)
-                return False
-            op = session.get(Operation, c.op_id)
-            service = lock_service(session, c.service_id)
-            module = service.tariff.processing_module
-            actor = f"module:{c.plugin}"
-            task = session.scalar(select(Task).where(Task.operation_id == op.id)) if c.has_task else None
-            if isinstance(result, ManualWork):
-                history.record(
-                    session,
-                    service_id=service.id,
-                    event="operation.manual",
-                    message=f"{op.kind}: module {c.plugin} asks for manual work",
-                    actor=actor,
-                    operation_id=op.id,
-                )
-                if result.remote_id:
-                    service.remote_id = result.remote_id
-                open_task(
-                    session,
-                    self.registry,
-                    op=op,
-                    service=service,
-                    module=module,
-                    description=result.description,
-                    close_actions=result.close_actions,
-                    main_settings=result.params,
-                    actor=actor,
-                )
-            else:
-                if not isinstance(result, Failed):
-                    result = Failed(f"module {c.plugin} returned nothing from its {op.kind} hook")
-                self._failed(session, c, op, service, module, result, task)
+            return self._finish_in(session, c, result)
+
+    def finish_many(self, outcomes: list[tuple[Claimed, Any]]) -> list[bool]:
+        """Record several outcomes in one transaction (group commit): each is still
+        checked against its own lease."""
+        with self.sessions() as session, session.begin():
+            return [self._finish_in(session, c, result) for c, result in outcomes]
+
+    def _finish_in(self, session: Session, c: Claimed, result) -> bool:
+        if isinstance(result, Done):
+            return self._done(session, c, result)
+        if not self._holds_lease(session, c.op_id):
+            log.warning("operation %s: lease lost, outcome discarded", c.op_id)
+            return False
+        op = session.get(Operation, c.op_id)
+        service = lock_service(session, c.service_id)
+        module = service.tariff.processing_module
+        actor = f"module:{c.plugin}"
+        task = session.scalar(select(Task).where(Task.operation_id == op.id)) if c.has_task else None
+        if isinstance(result, ManualWork):
+            history.record(
+                session,
+                service_id=service.id,
+                event="operation.manual",
+                message=f"{op.kind}: module {c.plugin} asks for manual work",
+                actor=actor,
+                operation_id=op.id,
+            )
+            if result.remote_id:
+                service.remote_id = result.remote_id
+            open_task(
+                session,
+                self.registry,
+                op=op,
+                service=service,
+                module=module,
+                description=result.description,
+                close_actions=result.close_actions,
+                main_settings=result.params,
+                actor=actor,
+            )
+        else:
+            if not isinstance(result, Failed):
+                result = Failed(f"module {c.plugin} returned nothing from its {op.kind} hook")
+            self._failed(session, c, op, service, module, result, task)
         return True
 
     def _done(self, session: Session, c: Claimed, result: Done) -> bool:
@@ -784,27 +809,35 @@ class Worker:
 
     def start(self) -> None:
         """Run in background threads: one claims, ``concurrency`` run modules, one
+        records outcomes (several per transaction when they come together), one
         renews leases."""
         self._stop.clear()
         self._queue: queue.Queue[Claimed | None] = queue.Queue()
-        self._threads = [threading.Thread(target=self._dispatch, name="fulfil-claim", daemon=True)]
-        self._threads += [
+        self._outcomes: queue.Queue[tuple[Claimed, Any] | None] = queue.Queue()
+        self._runners = [threading.Thread(target=self._dispatch, name="fulfil-claim", daemon=True)]
+        self._runners += [
             threading.Thread(target=self._run_claimed, name=f"fulfil-run-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
-        self._threads.append(threading.Thread(target=self._heartbeat, name="fulfil-lease", daemon=True))
-        for t in self._threads:
+        self._recorder = threading.Thread(target=self._record_outcomes, name="fulfil-finish", daemon=True)
+        self._heart = threading.Thread(target=self._heartbeat, name="fulfil-lease", daemon=True)
+        for t in (*self._runners, self._recorder, self._heart):
             t.start()
         log.info("worker %s started with %s threads", self.owner, self.concurrency)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; let running calls finish (up to ``timeout``) and record
+        their outcomes; what is left keeps its lease until it expires."""
         self._stop.set()
         self._wake.set()
         for _ in range(self.concurrency):
             self._queue.put(None)
-        for t in self._threads:
+        for t in self._runners:
             t.join(timeout)
-        self._threads = []
+        self._outcomes.put(None)
+        self._recorder.join(timeout)
+        self._heart.join(timeout)
+        self._runners = []
 
     def _dispatch(self) -> None:
         while not self._stop.is_set():
@@ -821,30 +854,91 @@ class Worker:
                 self._inflight.release()
             for c in batch:
                 self._queue.put(c)
+            self._watchdog()
             if not batch or len(batch) < free:
                 self._wake.wait(self.poll_interval)
 
     def _run_claimed(self) -> None:
+        me = threading.current_thread()
         while True:
             c = self._queue.get()
             if c is None:
-                caller = getattr(self._local, "caller", None)
-                if caller is not None:
-                    caller.close()
                 return
+            timeout = c.info.timeout if c.info else 0.0
+            with self._running_lock:
+                self._running[me] = (c, time.monotonic() + timeout)
             try:
-                result = self.execute(c)
-                for attempt in range(5):
-                    try:
-                        self.finish(c, result)
-                        break
-                    except Exception:  # noqa: BLE001 - keep the lease and try again
-                        log.exception("finishing operation %s failed (try %s)", c.op_id, attempt + 1)
-                        if self._stop.wait(0.5 * (attempt + 1)):
-                            break
+                result = self.execute(c, timed=False)
+            except Exception as exc:  # noqa: BLE001 - execute should not raise; never lose it
+                from fulfil.plugins import failure_from_exception
+
+                result = failure_from_exception(exc, c.plugin)
+            with self._running_lock:
+                mine = self._running.pop(me, None)
+            if mine is None:
+                # the watchdog gave up on this call and recorded a timeout; a
+                # fresh runner took this thread's place
+                log.warning("operation %s: late result after timeout dropped", c.op_id)
+                return
+            self._outcomes.put((c, result))
+
+    def _watchdog(self) -> None:
+        """Calls past their module's timeout: record a timeout, and replace the
+        stuck runner thread (Python cannot kill it; it is left to end on its own)."""
+        now = time.monotonic()
+        expired = []
+        with self._running_lock:
+            for thread, (c, deadline) in list(self._running.items()):
+                if now > deadline:
+                    del self._running[thread]
+                    expired.append(c)
+        for c in expired:
+            log.warning("operation %s: module %s timed out after %ss", c.op_id, c.plugin, c.info.timeout)
+            self._outcomes.put((c, Failed(
+                f"module {c.plugin} did not finish the {c.kind} within {c.info.timeout:g} seconds (timeout)"
+            )))
+            runner = threading.Thread(target=self._run_claimed, name="fulfil-run-replacement", daemon=True)
+            self._runners.append(runner)
+            runner.start()
+
+    def _record_outcomes(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._outcomes.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 64:
+                try:
+                    more = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            try:
+                self._record(batch)
             finally:
-                self._inflight.release()
+                for _ in batch:
+                    self._inflight.release()
                 self._wake.set()
+
+    def _record(self, batch: list[tuple[Claimed, Any]]) -> None:
+        try:
+            self.finish_many(batch)
+            return
+        except Exception:  # noqa: BLE001 - fall back to one by one below
+            log.exception("recording %s outcomes together failed; recording them one by one", len(batch))
+        for c, result in batch:
+            for attempt in range(5):
+                try:
+                    self.finish(c, result)
+                    break
+                except Exception:  # noqa: BLE001 - keep the lease and try again
+                    log.exception("finishing operation %s failed (try %s)", c.op_id, attempt + 1)
+                    if self._stop.wait(0.5 * (attempt + 1)):
+                        break
 
     def _heartbeat(self) -> None:
         interval = self.lease.total_seconds() / 3
