@@ -42,6 +42,13 @@ class Fulfil:
 
         return Worker(engine=self.engine, registry=self.registry, **kwargs)
 
+    def start_background(self, *, concurrency: int = 4) -> "Background":
+        """Start what runs beside the API in a worker process: the operations engine
+        and, when the notifications plugin is installed, the outbox sender."""
+        background = Background(self, concurrency=concurrency)
+        background.start()
+        return background
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -49,3 +56,28 @@ class Fulfil:
 def registry_of(session: Session) -> ModuleRegistry:
     registry = session.info.get(REGISTRY_KEY)
     return registry if registry is not None else default_registry()
+
+
+class Background:
+    """The operations engine's worker and the outbox sender, started and stopped
+    together (``fulfil worker``, and ``fulfil serve`` unless ``--no-worker``)."""
+
+    def __init__(self, fulfil: Fulfil, *, concurrency: int) -> None:
+        self.worker = fulfil.worker(concurrency=concurrency)
+        self.sender = None
+        try:
+            from fulfil.notify import OutboxSender
+        except ImportError:  # notifications are an optional plugin
+            OutboxSender = None  # noqa: N806
+        if OutboxSender is not None:
+            self.sender = OutboxSender(fulfil.engine)
+
+    def start(self) -> None:
+        self.worker.start()
+        if self.sender is not None and not self.sender.start():
+            self.sender = None
+
+    def stop(self) -> None:
+        self.worker.stop()
+        if self.sender is not None:
+            self.sender.stop()
