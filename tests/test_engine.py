@@ -256,3 +256,20 @@ def test_threaded_worker_times_out_a_hanging_module_and_keeps_working(module_har
     [task] = h.tasks(stuck)
     assert "within 0.5 seconds (timeout)" in task["error"]
     assert h.service(fine)["status"] == "active"
+
+
+def test_a_disabled_processing_module_turns_operations_into_tasks(fake, fulfil_app):
+    from fulfil.services import catalog
+
+    with fulfil_app.session() as s:
+        catalog.update_processing_module(session=s, processing_module_id=fake.processing_module_id, enabled=False)
+    sid = fake.order()
+    fake.run()
+    [task] = fake.tasks(sid)
+    assert task["error"].startswith("processing module fake #1 is disabled")
+    assert fake.fake.calls == []
+    with fulfil_app.session() as s:
+        catalog.update_processing_module(session=s, processing_module_id=fake.processing_module_id, enabled=True)
+    fake.retry_task(task["id"])
+    fake.run()
+    assert fake.service(sid)["status"] == "active"

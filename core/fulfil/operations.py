@@ -376,6 +376,7 @@ class Claimed:
     has_task: bool
     payload: dict[str, Any] = field(default_factory=dict)
     info: ModuleInfo | None = None
+    enabled: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -469,7 +470,7 @@ class Worker:
                 TariffPlan.id.label("tariff_id"), TariffPlan.name.label("tariff_name"),
                 TariffPlan.service_type, TariffPlan.addons.label("addon_limits"),
                 ProcessingModule.id.label("module_id"), ProcessingModule.name.label("module_name"),
-                ProcessingModule.plugin, ProcessingModule.settings, has_task,
+                ProcessingModule.plugin, ProcessingModule.settings, ProcessingModule.enabled, has_task,
             )
             .join(Service, Service.id == Operation.service_id)
             .join(Client, Client.id == Service.client_id)
@@ -520,7 +521,7 @@ class Worker:
                     processing_module_id=r.module_id, settings=dict(r.settings or {}),
                     service=service,
                     changes=changes_of(session, service, payload) if r.kind == "edit" else None,
-                    has_task=bool(r.has_task), payload=payload, info=info,
+                    has_task=bool(r.has_task), payload=payload, info=info, enabled=bool(r.enabled),
                     retry=info.retry if info else RetryPolicy(),
                 )
             )
@@ -536,6 +537,8 @@ class Worker:
         timeout on the runner thread itself, saving two thread hand-offs a call."""
         if c.info is None:
             return Failed(self.registry.missing_reason(c.plugin))
+        if not c.enabled:
+            return Failed(f"processing module {c.module_name} is disabled: enable it and press Retry, or do the work by hand")
         if c.attempt > c.retry.max_attempts + 2:
             # only lease take-overs get here (failures stop at max_attempts): a
             # module that kills its worker every time must not loop for ever
