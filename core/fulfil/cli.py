@@ -428,6 +428,30 @@ def department_add(
     emit(row, as_json, text=f"department #{row['id']} {row['name']} added")
 
 
+@department_app.command("set")
+def department_set(
+    department: Annotated[str, typer.Argument(help="Department name or id.")],
+    email: Annotated[str | None, typer.Option(help="Where its task alerts go ('' clears it).")] = None,
+    alerts: Annotated[bool | None, typer.Option("--alerts/--no-alerts", help="Send task alerts or not.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change where and whether a department's task alerts go."""
+    from fulfil.api import schemas
+    from fulfil.services import catalog
+
+    changes: dict[str, Any] = {}
+    if email is not None:
+        changes["email"] = email
+    if alerts is not None:
+        changes["notify"] = alerts
+    with session() as s:
+        dept = catalog.department_by_name_or_id(s, department)
+        row = dump(schemas.DepartmentRead.model_validate(
+            catalog.update_department(session=s, department_id=dept.id, **changes)))
+    emit(row, as_json, text=f"department #{row['id']} {row['name']}: alerts "
+         + (f"on, to {row['email']}" if row["notify"] and row["email"] else "off" if not row["notify"] else "on, but no address"))
+
+
 @department_app.command("list")
 def department_list(as_json: JsonOpt = False) -> None:
     """List departments."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+
 from fulfil.models import Service, Task
 from fulfil.services import lifecycle
 
@@ -370,3 +372,23 @@ def test_odd_urls_get_pages_not_tracebacks(sign_in):
     resp = alice.client.post("/tasks/1/comment", content=b"x" * 2_000_000,
                              headers={"content-type": "application/x-www-form-urlencoded"})
     assert resp.status_code == 413
+
+
+def test_admin_changes_where_and_whether_a_department_gets_alerts(web_app, fulfil_app, sign_in):
+    from fulfil.models import Department
+
+    root = sign_in("root")
+    with fulfil_app.session(read_only=True) as s:
+        dept_id = s.scalars(select(Department.id).order_by(Department.id)).first()
+    saved = root.post(f"/admin/departments/{dept_id}/alerts", {"email": "noc@example.test"}, csrf_from="/admin/departments")
+    assert saved.status_code == 303
+    page = root.client.get("/admin/departments").text
+    assert "Alerts of" in page and 'value="noc@example.test"' in page
+    with fulfil_app.session(read_only=True) as s:
+        dept = s.get(Department, dept_id)
+        assert (dept.email, dept.notify) == ("noc@example.test", False)
+    bad = root.post(f"/admin/departments/{dept_id}/alerts", {"email": "not-an-address", "notify": "on"}, csrf_from="/admin/departments")
+    assert bad.status_code == 303
+    assert "Alert email not saved: email: is not an email address" in root.client.get("/admin/departments").text
+    with fulfil_app.session(read_only=True) as s:
+        assert s.get(Department, dept_id).email == "noc@example.test"

@@ -37,6 +37,14 @@ def create_department(body: s.DepartmentCreate, caller: AdminCaller):
         return s.DepartmentRead.model_validate(dept)
 
 
+@router.patch("/departments/{department_id}", response_model=s.DepartmentRead, tags=["admin"], responses=ERROR_RESPONSES)
+def update_department(department_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: s.DepartmentUpdate, caller: AdminCaller):
+    """Rename a department, or change where and whether its task alerts go."""
+    with caller.session() as (session, _):
+        dept = catalog.update_department(session=session, department_id=department_id, **body.model_dump(exclude_unset=True))
+        return s.DepartmentRead.model_validate(dept)
+
+
 # -- staff ----------------------------------------------------------------------------------
 
 

@@ -61,6 +61,12 @@ class DepartmentCreate(In):
     notify: bool = True
 
 
+class DepartmentUpdate(In):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    email: str | None = Field(None, max_length=254, description="where department alerts go; null clears it")
+    notify: bool | None = None
+
+
 class DepartmentRead(Out):
     id: int
     name: str

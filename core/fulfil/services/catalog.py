@@ -60,6 +60,35 @@ def create_department(*, session: Session, name: str, email: str | None = None, 
     return dept
 
 
+_UNSET: Any = object()
+
+
+def update_department(
+    *,
+    session: Session,
+    department_id: int,
+    name: str | None = None,
+    email: str | None = _UNSET,
+    notify: bool | None = None,
+) -> Department:
+    """Rename a department or change where (``email``; None clears it) and whether
+    (``notify``) its task alerts go."""
+    dept = get(session, Department, department_id, "department")
+    if name is not None and name != dept.name:
+        name = _require_text("name", name, 100)
+        _unique(session, Department, Department.name, name, "name", "department")
+        dept.name = name
+    if email is not _UNSET:
+        email = (email or "").strip() or None
+        if email and not EMAIL.match(email):
+            raise InvalidInput.one("email", "is not an email address")
+        dept.email = email
+    if notify is not None:
+        dept.notify = notify
+    session.flush()
+    return dept
+
+
 def list_departments(*, session: Session) -> Sequence[Department]:
     return session.scalars(select(Department).order_by(Department.id)).all()
 

@@ -121,6 +121,22 @@ def build_router(ui: WebUI) -> APIRouter:
             lambda d: f"Department {d.name} created.",
         )
 
+    @router.post("/departments/{department_id}/alerts")
+    async def department_alerts(request: Request, department_id: int) -> Response:
+        form = await ui.form(request)
+
+        def save(s, staff):
+            try:
+                return catalog.update_department(
+                    session=s, department_id=department_id, email=form.get("email") or None,
+                    notify="notify" in form,
+                )
+            except InvalidInput as exc:
+                # the row's small form has no room for field errors: say it on top
+                raise Conflict(f"Alert email not saved: {exc.message}") from None
+
+        return await _in_thread(write, request, "departments", form, save, lambda d: f"Alerts of {d.name} saved.")
+
     @router.post("/staff")
     async def create_staff(request: Request) -> Response:
         form = await ui.form(request)
