@@ -273,3 +273,25 @@ def test_a_disabled_processing_module_turns_operations_into_tasks(fake, fulfil_a
     fake.retry_task(task["id"])
     fake.run()
     assert fake.service(sid)["status"] == "active"
+
+
+def test_stopping_a_worker_hands_back_operations_it_claimed_but_never_started(module_harness, fulfil_app):
+    import time
+
+    from fulfil.testing import FakeModule
+
+    slow = FakeModule(delay=0.3)
+    h = module_harness("slow", slow)
+    ids = [h.order() for _ in range(12)]
+    worker = fulfil_app.worker(concurrency=1, poll_interval=0.05)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not slow.calls:
+        time.sleep(0.01)
+    worker.stop()
+    states = [h.operations(i)[0]["state"] for i in ids]
+    assert "running" not in states, "nothing is left holding a lease"
+    assert states.count("pending") >= 8
+    h.run()
+    assert all(h.service(i)["status"] == "active" for i in ids)
+    assert len(slow.calls) == 12, "each ran exactly once"

@@ -801,6 +801,21 @@ class Worker:
                 ran += 1
         return ran
 
+    def release(self, claimed: list[Claimed]) -> int:
+        """Give claimed operations that never ran back to the queue."""
+        with self.sessions() as session, session.begin():
+            result = session.execute(
+                update(Operation)
+                .where(
+                    Operation.id.in_([c.op_id for c in claimed]),
+                    Operation.state == "running",
+                    Operation.lease_owner == self.owner,
+                )
+                .values(state="pending", lease_owner=None, lease_expires=None, attempts=Operation.attempts - 1)
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount
+
     def renew_leases(self) -> int:
         with self.sessions() as session, session.begin():
             result = session.execute(
@@ -833,6 +848,23 @@ class Worker:
         their outcomes; what is left keeps its lease until it expires."""
         self._stop.set()
         self._wake.set()
+        for t in self._runners[:1]:  # the dispatcher: no claims after this
+            t.join(timeout)
+        # claimed but not started: hand them back at once rather than let their
+        # leases run out
+        unstarted = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                unstarted.append(item)
+        if unstarted:
+            try:
+                self.release(unstarted)
+            except Exception:  # noqa: BLE001 - their leases expire instead
+                log.exception("handing back %s claimed operations failed", len(unstarted))
         for _ in range(self.concurrency):
             self._queue.put(None)
         for t in self._runners:
