@@ -16,7 +16,6 @@ import time
 from sqlalchemy import func, select
 
 from fulfil.app import Fulfil
-from fulfil.hookspecs import hookimpl
 from fulfil.models import Operation
 from fulfil.module import Done
 from fulfil.plugins import ModuleRegistry

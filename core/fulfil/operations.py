@@ -61,7 +61,7 @@ from fulfil.module import (
     ServiceInfo,
     TariffInfo,
 )
-from fulfil.plugins import ModuleRegistry
+from fulfil.plugins import ModuleRegistry, failure_from_exception
 
 log = logging.getLogger(__name__)
 
@@ -189,30 +189,6 @@ def request_operation(
 
 
 # -- outcomes, shared by the engine and by closing a task ----------------------------------
-
-
-def set_status(session: Session, registry: ModuleRegistry, service: Service, new: str, *, staff: Staff | None = None, actor: str | None = None) -> None:
-    old = service.status
-    if old == new:
-        return
-    service.status = new
-    service.updated_at = utcnow()
-    history.record(
-        session,
-        service_id=service.id,
-        event="service.status",
-        message=f"status {old} → {new}",
-        staff=staff,
-        actor=actor,
-    )
-    session.flush()
-    registry.notify(
-        "fulfil_service_status_changed",
-        session=session,
-        service_id=service.id,
-        old_status=old,
-        new_status=new,
-    )
 
 
 def complete_operation(
@@ -572,9 +548,7 @@ class Worker:
             try:
                 result = call()
             except Exception as exc:  # noqa: BLE001 - the wrapper catches; this is the last net
-                from fulfil.plugins import failure_from_exception
-
-                result = failure_from_exception(exc, c.plugin)
+                    result = failure_from_exception(exc, c.plugin)
         # progress the module saved (remote id, params) is part of what finish writes
         c.service = ctx.service
         return result
@@ -590,8 +564,6 @@ class Worker:
                 f"module {c.plugin} did not finish the {c.kind} within {c.info.timeout:g} seconds (timeout)"
             )
         if error is not None:
-            from fulfil.plugins import failure_from_exception
-
             return failure_from_exception(error, c.plugin)
         return result
 
@@ -660,10 +632,12 @@ class Worker:
     def _finish_in(self, session: Session, c: Claimed, result) -> bool:
         if isinstance(result, Done):
             return self._done(session, c, result)
-        if not self._holds_lease(session, c.op_id):
+        op = session.scalars(
+            select(Operation).where(Operation.id == c.op_id).with_for_update(of=Operation)
+        ).one_or_none()
+        if op is None or op.state != "running" or op.lease_owner != self.owner:
             log.warning("operation %s: lease lost, outcome discarded", c.op_id)
             return False
-        op = session.get(Operation, c.op_id)
         service = lock_service(session, c.service_id)
         module = service.tariff.processing_module
         actor = f"module:{c.plugin}"
@@ -905,9 +879,7 @@ class Worker:
             try:
                 result = self.execute(c, timed=False)
             except Exception as exc:  # noqa: BLE001 - execute should not raise; never lose it
-                from fulfil.plugins import failure_from_exception
-
-                result = failure_from_exception(exc, c.plugin)
+                    result = failure_from_exception(exc, c.plugin)
             with self._running_lock:
                 mine = self._running.pop(me, None)
             if mine is None:

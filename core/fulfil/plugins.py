@@ -100,7 +100,7 @@ class ModuleRegistry:
             return self._fail(name, "a module of this name is already registered")
         # cached subset callers filter by a removal list, so a new plugin would leak
         # into them: start afresh
-        self._forget_callers(name)
+        self._forget_callers()
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:  # PluginValidationError and friends
@@ -119,7 +119,7 @@ class ModuleRegistry:
                 raise TypeError(f"fulfil_module_info returned {type(info).__name__}, not ModuleInfo")
         except Exception as exc:  # noqa: BLE001
             self.pm.unregister(plugin)
-            self._forget_callers(name)
+            self._forget_callers()
             return self._fail(name, f"fulfil_module_info failed: {type(exc).__name__}: {exc}")
         loaded = LoadedModule(name=name, plugin=plugin, info=info, origin=origin)
         self.modules[name] = loaded
@@ -131,7 +131,7 @@ class ModuleRegistry:
         loaded = self.modules.pop(name, None)
         if loaded is not None:
             self.pm.unregister(loaded.plugin)
-        self._forget_callers(name)
+        self._forget_callers()
         self.load_errors.pop(name, None)
 
     def register_observer(self, plugin: Any, name: str | None = None) -> None:
@@ -165,7 +165,7 @@ class ModuleRegistry:
                 self._callers[key] = caller
         return caller
 
-    def _forget_callers(self, module: str) -> None:
+    def _forget_callers(self) -> None:
         with self._lock:
             self._callers.clear()
 

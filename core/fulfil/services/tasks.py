@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -202,12 +201,6 @@ def task_form(*, session: Session, staff: Staff, task_id: int, reveal_secrets: b
 # -- actions -------------------------------------------------------------------------------------
 
 
-def _fresh(session: Session, staff: Staff, task_id: int) -> Task:
-    task = get_task(session=session, staff=staff, task_id=task_id)
-    session.refresh(task)
-    return task
-
-
 def _not_closed(task: Task) -> None:
     if task.status == "closed":
         raise Conflict(f"task #{task.id} is already closed")
@@ -239,7 +232,7 @@ def assign_to_me(*, session: Session, staff: Staff, task_id: int) -> Task:
 
 def transfer(*, session: Session, staff: Staff, task_id: int, department_id: int) -> Task:
     """Pass the task to another department; the assignee is cleared."""
-    task = _fresh(session, staff, task_id)
+    task = get_task(session=session, staff=staff, task_id=task_id)
     _not_closed(task)
     target = session.get(Department, department_id)
     if target is None:
@@ -287,7 +280,7 @@ def update_task(
 ) -> Task:
     """Edit the task's main settings (validated by the module's params model) and,
     on change tasks only, its add-ons. Applied to the service when the task closes."""
-    task = _fresh(session, staff, task_id)
+    task = get_task(session=session, staff=staff, task_id=task_id)
     if addons is not None and task.type != "change":
         raise Conflict(f"add-ons can be edited only on change tasks; task #{task.id} is a {task.type} task")
     _may_edit(task, staff, "edit it")
@@ -329,7 +322,7 @@ def add_comment(*, session: Session, staff: Staff, task_id: int, text: str) -> H
 
 def retry(*, session: Session, staff: Staff, task_id: int) -> Task:
     """Run the automatic module again; on success the task closes itself."""
-    task = _fresh(session, staff, task_id)
+    task = get_task(session=session, staff=staff, task_id=task_id)
     _not_closed(task)
     if not task.retryable:
         raise Conflict(f"task #{task.id} did not come from a module failure: there is nothing to retry")
@@ -353,7 +346,7 @@ def retry(*, session: Session, staff: Staff, task_id: int) -> Task:
 def close(*, session: Session, staff: Staff, task_id: int) -> Task:
     """Close the task: the status change and the staged changes apply in this one
     transaction. Closing a closed task does nothing."""
-    task = _fresh(session, staff, task_id)
+    task = get_task(session=session, staff=staff, task_id=task_id)
     if task.status == "closed":
         return task
     if not staff.is_admin and task.assignee_id != staff.id:
@@ -401,7 +394,3 @@ def close(*, session: Session, staff: Staff, task_id: int) -> Task:
     )
     registry_of(session).notify("fulfil_task_closed", session=session, task_id=task.id)
     return task
-
-
-def activation_date(task: Task) -> datetime:
-    return task.created_at

@@ -9,12 +9,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from fulfil.errors import Conflict, Forbidden, InvalidInput
-from fulfil.models import TASK_STATUSES, TASK_TYPES, Department, Service, Staff, Task
+from fulfil.models import TASK_TYPES, Department, Service, Staff
 from fulfil.secrets import MASK
 from fulfil.services import catalog, tasks
 from fulfil.web.forms import field_errors, read_fields, schema_fields
@@ -106,7 +106,7 @@ def build_router(ui: WebUI) -> APIRouter:
                     "services": services,
                     "next_cursor": next_cursor,
                     "first_page": bool(q.get("cursor")),
-                    "counts": _counts(s, staff),
+                    "counts": tasks.count_tasks(session=s, staff=staff),
                     "status": status,
                     "type": filters["type"] or "",
                     "department": filters["department_id"],
@@ -196,10 +196,6 @@ def _departments_of(s: Session, staff: Staff) -> list[Department]:
     if staff.is_admin:
         return list(catalog.list_departments(session=s))
     return list(staff.departments)
-
-
-def _counts(s: Session, staff: Staff) -> dict[str, int]:
-    return tasks.count_tasks(session=s, staff=staff)
 
 
 class SignInThrottle:
