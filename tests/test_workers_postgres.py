@@ -55,7 +55,12 @@ def test_two_worker_processes_race_over_200_operations(pg, postgres_url, tmp_pat
         ops = s.execute(select(Operation.key, Operation.service_id, Operation.id)).all()
     assert len(ops) == 200
     log = tmp_path / "calls.log"
-    procs = [spawn(postgres_url, log) for _ in range(2)]
+    go = tmp_path / "go"
+    procs = [spawn(postgres_url, log, "--go", str(go)) for _ in range(2)]
+    # both processes start claiming at the same moment, however long each took to start
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    go.touch()
     for p in procs:
         out, err = p.communicate(timeout=240)
         assert p.returncode == 0, err

@@ -37,7 +37,7 @@ class RecordingModule(FakeModule):
     def _outcome(self, ctx):
         self._write(event="start", key=ctx.operation_id, service=ctx.service.id, kind=ctx.kind,
                     t=time.time(), pid=os.getpid(), attempt=ctx.attempt)
-        time.sleep(0.005)
+        time.sleep(0.02)
         if self.hang:
             time.sleep(3600)
         self._write(event="end", key=ctx.operation_id, service=ctx.service.id, t=time.time(), pid=os.getpid())
@@ -51,11 +51,16 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=30)
     parser.add_argument("--hang", action="store_true")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--go", help="wait until this file exists before working (a start line)")
     args = parser.parse_args()
     registry = ModuleRegistry.empty()
     registry.register_module("recording", RecordingModule(args.log, args.hang))
     app = Fulfil(args.url, registry=registry)
     worker = app.worker(concurrency=args.concurrency, lease_seconds=args.lease, poll_interval=0.05)
+    if args.go:
+        print("ready", flush=True)
+        while not os.path.exists(args.go):
+            time.sleep(0.01)
     worker.start()
     print("started", flush=True)
     try:
